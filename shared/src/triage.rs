@@ -1,0 +1,193 @@
+//! Triage: what Firebreak would do with a signal, decided without touching AWS.
+//!
+//! The create stage acts on a [`Decision`]; `firebreak triage` prints one. Keeping the decision
+//! pure means the same code answers "what would happen" in the CLI, in tests and in production.
+
+use serde::Serialize;
+
+use crate::playbook::{Playbook, PlaybookSet};
+use crate::signal::{Action, AlarmState, Severity, Signal};
+
+/// Signals that no playbook matches open a notify-only incident at this severity and above, and
+/// are ignored below it. An unmatched high-severity finding must reach a human; an unmatched
+/// low one would only be noise.
+pub const DEFAULT_POLICY_MIN_SEVERITY: Severity = Severity::High;
+
+/// What happens to the signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Open an incident (or update the open one with the same dedupe key) and run the
+    /// playbook's enrichers and steps.
+    Incident,
+    /// No playbook matched, but the signal is severe enough that people must hear of it.
+    NotifyOnly,
+    /// Resolve the open incident with this dedupe key, if there is one.
+    Resolve,
+    /// Nothing happens; `reason` says why.
+    Ignore,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Incident => "incident",
+            Outcome::NotifyOnly => "notify_only",
+            Outcome::Resolve => "resolve",
+            Outcome::Ignore => "ignore",
+        }
+    }
+}
+
+/// The verdict on one signal.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    pub signal: &'a Signal,
+    pub playbook: Option<&'a Playbook>,
+    /// The signal's action after the playbook had its say (an alarm's INSUFFICIENT_DATA is
+    /// whatever the playbook's `insufficient_data` makes of it).
+    pub action: Action,
+    pub severity: Severity,
+    pub dedupe_key: String,
+    pub outcome: Outcome,
+    /// Why the outcome is what it is, in one phrase a person can read.
+    pub reason: String,
+}
+
+/// Decides what happens to `signal` under `playbooks`.
+pub fn decide<'a>(signal: &'a Signal, playbooks: &'a PlaybookSet) -> Decision<'a> {
+    let playbook = playbooks.first_match(signal);
+    let action = match (playbook, &signal.alarm_state) {
+        (Some(p), Some(AlarmState::InsufficientData)) => p.insufficient_data,
+        _ => signal.action,
+    };
+    let severity = playbook.map_or(signal.severity, |p| p.severity_for(signal));
+    let dedupe_key = playbook.map_or_else(|| signal.dedupe_key.clone(), |p| p.dedupe_key(signal));
+
+    let (outcome, reason) = match (action, playbook) {
+        (Action::Ignore, _) => (Outcome::Ignore, ignore_reason(signal)),
+        (Action::Resolve, Some(p)) => (
+            Outcome::Resolve,
+            format!("resolves under playbook {}", p.name),
+        ),
+        (Action::Resolve, None) => (
+            Outcome::Resolve,
+            "resolves the open incident with this dedupe key, if any".to_owned(),
+        ),
+        (Action::Open, Some(p)) => (Outcome::Incident, format!("matched playbook {}", p.name)),
+        (Action::Open, None) if severity >= DEFAULT_POLICY_MIN_SEVERITY => (
+            Outcome::NotifyOnly,
+            format!(
+                "no playbook matched; default policy notifies at {DEFAULT_POLICY_MIN_SEVERITY} and above"
+            ),
+        ),
+        (Action::Open, None) => (
+            Outcome::Ignore,
+            format!(
+                "no playbook matched and {severity} is below the default policy's {DEFAULT_POLICY_MIN_SEVERITY}"
+            ),
+        ),
+    };
+
+    Decision {
+        signal,
+        playbook,
+        action,
+        severity,
+        dedupe_key,
+        outcome,
+        reason,
+    }
+}
+
+fn ignore_reason(signal: &Signal) -> String {
+    match signal.alarm_state {
+        Some(AlarmState::InsufficientData) => {
+            "alarm has INSUFFICIENT_DATA, which its playbook (or the default) ignores".to_owned()
+        }
+        _ => format!("not an incident signal: {}", signal.title),
+    }
+}
+
+/// A decision flattened for output: the `--json` line of `firebreak triage` and the create
+/// stage's record. The first seven fields are the documented contract; the rest add context.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub source: crate::signal::Source,
+    pub action: Action,
+    pub severity: Severity,
+    pub title: &'a str,
+    pub resources: Vec<&'a str>,
+    pub dedupe_key: &'a str,
+    pub playbook: Option<&'a str>,
+    pub outcome: Outcome,
+    pub reason: &'a str,
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm_name: Option<&'a str>,
+    pub account: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub observed_at: chrono::DateTime<chrono::Utc>,
+    pub count: u64,
+}
+
+impl Decision<'_> {
+    pub fn summary(&self) -> Summary<'_> {
+        let s = self.signal;
+        Summary {
+            source: s.source,
+            action: self.action,
+            severity: self.severity,
+            title: &s.title,
+            resources: s.resources.iter().map(|r| r.id.as_str()).collect(),
+            dedupe_key: &self.dedupe_key,
+            playbook: self.playbook.map(|p| p.name.as_str()),
+            outcome: self.outcome,
+            reason: &self.reason,
+            kind: &s.kind,
+            control_id: s.control_id.as_deref(),
+            alarm_name: s.alarm_name.as_deref(),
+            account: s.account.as_deref(),
+            region: s.region.as_deref(),
+            observed_at: s.observed_at,
+            count: s.count,
+        }
+    }
+}
+
+/// What a stage made of one raw event: a result per signal, or the reason it was refused.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct StageOutput<T> {
+    pub results: Vec<T>,
+    /// Set when the event was refused. A refusal is permanent (a retry would fail the same
+    /// way), so it is logged and acknowledged rather than failed into a retry loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// Parses a raw event, decides each signal, and hands each decision to `stage`.
+pub fn for_each_decision<T>(
+    event: &[u8],
+    received_at: chrono::DateTime<chrono::Utc>,
+    playbooks: &PlaybookSet,
+    mut stage: impl FnMut(&Decision<'_>) -> T,
+) -> StageOutput<T> {
+    match crate::signal::parse(event, received_at) {
+        Ok(signals) => StageOutput {
+            results: signals
+                .iter()
+                .map(|s| stage(&decide(s, playbooks)))
+                .collect(),
+            refused: None,
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "event refused");
+            StageOutput {
+                results: Vec::new(),
+                refused: Some(err.to_string()),
+            }
+        }
+    }
+}
