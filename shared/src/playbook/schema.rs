@@ -365,8 +365,10 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub const DEFAULT: RateLimit = RateLimit {
-        // Evaluated at compile time, so it cannot fail at run time.
-        max: NonZeroU32::new(10).unwrap(),
+        max: match NonZeroU32::new(10) {
+            Some(n) => n,
+            None => NonZeroU32::MIN,
+        },
         per: Duration::from_hours(1),
     };
 }

@@ -601,31 +601,11 @@ const REGION_NAMES: &[(&str, &str)] = &[
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, TimeZone, Utc};
     use serde_json::Value;
 
     use super::*;
     use crate::signal::parse;
-
-    fn received() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
-            .single()
-            .expect("valid")
-    }
-
-    fn fixture(path: &str) -> String {
-        let full = format!(
-            "{}/../tests/fixtures/events/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-    }
-
-    fn one(input: &str) -> Signal {
-        let mut signals = parse(input.as_bytes(), received()).expect("parses");
-        assert_eq!(signals.len(), 1);
-        signals.remove(0)
-    }
+    use crate::signal::testing::{fixture, one, received};
 
     fn with_state(input: &str, pointer: &str, value: &str) -> String {
         let mut v: Value = serde_json::from_str(input).expect("fixture is JSON");

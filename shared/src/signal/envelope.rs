@@ -1123,24 +1123,10 @@ pub(super) fn partition_of(region: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
 
     use super::*;
+    use crate::signal::testing::{fixture, received};
     use crate::signal::{Action, Source};
-
-    fn received() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
-            .single()
-            .expect("valid")
-    }
-
-    fn fixture(path: &str) -> String {
-        let full = format!(
-            "{}/../tests/fixtures/events/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-    }
 
     fn parse_str(input: &str) -> Result<Vec<Signal>, ParseError> {
         parse(input.as_bytes(), received())

@@ -307,29 +307,13 @@ fn push_named(
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, TimeZone, Utc};
 
     use super::*;
+    use crate::signal::testing::{self, one, received};
     use crate::signal::{parse, parse_timestamp};
 
-    fn received() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
-            .single()
-            .expect("valid")
-    }
-
-    fn fixture(path: &str) -> String {
-        let full = format!(
-            "{}/../tests/fixtures/events/guardduty/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-    }
-
-    fn one(input: &str) -> Signal {
-        let mut signals = parse(input.as_bytes(), received()).expect("parses");
-        assert_eq!(signals.len(), 1);
-        signals.remove(0)
+    fn fixture(name: &str) -> String {
+        testing::fixture(&format!("guardduty/{name}"))
     }
 
     fn ids(s: &Signal) -> Vec<(ResourceKind, &str)> {

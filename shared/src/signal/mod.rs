@@ -11,6 +11,9 @@ mod guardduty;
 mod securityhub;
 mod time;
 
+#[cfg(test)]
+mod testing;
+
 use std::fmt;
 use std::sync::Arc;
 

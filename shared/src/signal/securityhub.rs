@@ -340,23 +340,13 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, TimeZone, Utc};
 
     use super::*;
+    use crate::signal::testing::{self, received};
     use crate::signal::{parse, parse_timestamp};
 
-    fn received() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
-            .single()
-            .expect("valid")
-    }
-
-    fn fixture(path: &str) -> String {
-        let full = format!(
-            "{}/../tests/fixtures/events/securityhub/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+    fn fixture(name: &str) -> String {
+        testing::fixture(&format!("securityhub/{name}"))
     }
 
     fn all(input: &str) -> Vec<Signal> {
