@@ -167,26 +167,46 @@ pub struct StageOutput<T> {
     pub refused: Option<String>,
 }
 
-/// Parses a raw event, decides each signal, and hands each decision to `stage`.
-pub fn for_each_decision<T>(
-    event: &[u8],
-    received_at: chrono::DateTime<chrono::Utc>,
-    playbooks: &PlaybookSet,
-    mut stage: impl FnMut(&Decision<'_>) -> T,
-) -> StageOutput<T> {
-    match crate::signal::parse(event, received_at) {
-        Ok(signals) => StageOutput {
-            results: signals
-                .iter()
-                .map(|s| stage(&decide(s, playbooks)))
-                .collect(),
-            refused: None,
-        },
-        Err(err) => {
-            tracing::warn!(error = %err, "event refused");
-            StageOutput {
-                results: Vec::new(),
-                refused: Some(err.to_string()),
+/// The playbooks a stage decides with, loaded once at init.
+pub struct Triage {
+    playbooks: PlaybookSet,
+}
+
+impl Triage {
+    pub fn new(playbooks: PlaybookSet) -> Self {
+        Self { playbooks }
+    }
+
+    /// The playbooks named by the environment (see [`crate::config`]).
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::new(crate::config::playbooks_from_env()?))
+    }
+
+    pub fn playbooks(&self) -> &PlaybookSet {
+        &self.playbooks
+    }
+
+    /// Parses a raw event, decides each signal, and hands each decision to `stage`.
+    pub fn handle<T>(
+        &self,
+        event: &[u8],
+        received_at: chrono::DateTime<chrono::Utc>,
+        mut stage: impl FnMut(&Decision<'_>) -> T,
+    ) -> StageOutput<T> {
+        match crate::signal::parse(event, received_at) {
+            Ok(signals) => StageOutput {
+                results: signals
+                    .iter()
+                    .map(|s| stage(&decide(s, &self.playbooks)))
+                    .collect(),
+                refused: None,
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "event refused");
+                StageOutput {
+                    results: Vec::new(),
+                    refused: Some(err.to_string()),
+                }
             }
         }
     }

@@ -33,29 +33,6 @@ pub fn policy(decision: &Decision<'_>) -> ClosePlan {
     }
 }
 
-/// The close function's state, built once at init.
-pub struct Close {
-    playbooks: firebreak_shared::playbook::PlaybookSet,
-}
-
-impl Close {
-    pub fn new(playbooks: firebreak_shared::playbook::PlaybookSet) -> Self {
-        Self { playbooks }
-    }
-
-    pub fn from_env() -> Result<Self, firebreak_shared::config::ConfigError> {
-        Ok(Self::new(firebreak_shared::config::playbooks_from_env()?))
-    }
-
-    pub fn handle(
-        &self,
-        event: &[u8],
-        received_at: chrono::DateTime<chrono::Utc>,
-    ) -> firebreak_shared::triage::StageOutput<ClosePlan> {
-        firebreak_shared::triage::for_each_decision(event, received_at, &self.playbooks, policy)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

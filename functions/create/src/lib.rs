@@ -6,44 +6,30 @@
 //! decision; the decision itself never needs AWS, so it is tested in-process.
 
 use chrono::{DateTime, Utc};
-use firebreak_shared::playbook::PlaybookSet;
-use firebreak_shared::triage::{self, StageOutput};
+use firebreak_shared::triage::{StageOutput, Triage};
 use serde_json::Value;
 
-pub struct Create {
-    playbooks: PlaybookSet,
-}
-
-impl Create {
-    pub fn new(playbooks: PlaybookSet) -> Self {
-        Self { playbooks }
-    }
-
-    pub fn from_env() -> Result<Self, firebreak_shared::config::ConfigError> {
-        Ok(Self::new(firebreak_shared::config::playbooks_from_env()?))
-    }
-
-    /// Triage one raw event, received at `received_at`.
-    pub fn handle(&self, event: &[u8], received_at: DateTime<Utc>) -> StageOutput<Value> {
-        triage::for_each_decision(event, received_at, &self.playbooks, |decision| {
-            tracing::info!(
-                source = %decision.signal.source,
-                action = %decision.action,
-                severity = %decision.severity,
-                dedupe_key = %decision.dedupe_key,
-                playbook = decision.playbook.map(|p| p.name.as_str()),
-                reason = %decision.reason,
-                "triaged"
-            );
-            // Serializing a struct of strings, enums and a timestamp cannot fail.
-            serde_json::to_value(decision.summary()).unwrap_or(Value::Null)
-        })
-    }
+/// Triage one raw event, received at `received_at`: one summary per signal, each logged.
+pub fn handle(triage: &Triage, event: &[u8], received_at: DateTime<Utc>) -> StageOutput<Value> {
+    triage.handle(event, received_at, |decision| {
+        tracing::info!(
+            source = %decision.signal.source,
+            action = %decision.action,
+            severity = %decision.severity,
+            dedupe_key = %decision.dedupe_key,
+            playbook = decision.playbook.map(|p| p.name.as_str()),
+            reason = %decision.reason,
+            "triaged"
+        );
+        // Serializing a struct of strings, enums and a timestamp cannot fail.
+        serde_json::to_value(decision.summary()).unwrap_or(Value::Null)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use firebreak_shared::playbook::PlaybookSet;
 
     fn received() -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
@@ -54,7 +40,7 @@ mod tests {
         let event = include_bytes!(
             "../../../tests/fixtures/events/guardduty/custodian-eventbridge-backdoor-ec2-cc-activity-b-dns.json"
         );
-        let out = Create::new(PlaybookSet::starter()).handle(event, received());
+        let out = handle(&Triage::new(PlaybookSet::starter()), event, received());
         assert_eq!(out.refused, None);
         assert_eq!(out.results.len(), 1);
         assert_eq!(out.results[0]["source"], "guardduty");
@@ -63,12 +49,12 @@ mod tests {
 
     #[test]
     fn a_refused_event_is_acknowledged_with_its_reason_not_failed() {
-        let create = Create::new(PlaybookSet::starter());
-        let wrong_type = create.handle(b"{\"detail-type\": 5}", received());
+        let triage = Triage::new(PlaybookSet::starter());
+        let wrong_type = handle(&triage, b"{\"detail-type\": 5}", received());
         assert!(wrong_type.results.is_empty());
         let reason = wrong_type.refused.unwrap_or_default();
         assert!(reason.starts_with("malformed event"), "{reason}");
-        let truncated = create.handle(b"{\"detail-type\": \"GuardDuty", received());
+        let truncated = handle(&triage, b"{\"detail-type\": \"GuardDuty", received());
         let reason = truncated.refused.unwrap_or_default();
         assert!(reason.starts_with("not valid JSON"), "{reason}");
     }

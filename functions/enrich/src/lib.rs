@@ -55,29 +55,6 @@ fn targets(enricher: &str, signal: &Signal) -> Vec<String> {
         .collect()
 }
 
-/// The enrich function's state, built once at init.
-pub struct Enrich {
-    playbooks: firebreak_shared::playbook::PlaybookSet,
-}
-
-impl Enrich {
-    pub fn new(playbooks: firebreak_shared::playbook::PlaybookSet) -> Self {
-        Self { playbooks }
-    }
-
-    pub fn from_env() -> Result<Self, firebreak_shared::config::ConfigError> {
-        Ok(Self::new(firebreak_shared::config::playbooks_from_env()?))
-    }
-
-    pub fn handle(
-        &self,
-        event: &[u8],
-        received_at: chrono::DateTime<chrono::Utc>,
-    ) -> firebreak_shared::triage::StageOutput<Vec<Task>> {
-        firebreak_shared::triage::for_each_decision(event, received_at, &self.playbooks, plan)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,29 +113,6 @@ fn subject(raw: &str) -> String {
         .collect()
 }
 
-/// The notify function's state, built once at init.
-pub struct Notify {
-    playbooks: firebreak_shared::playbook::PlaybookSet,
-}
-
-impl Notify {
-    pub fn new(playbooks: firebreak_shared::playbook::PlaybookSet) -> Self {
-        Self { playbooks }
-    }
-
-    pub fn from_env() -> Result<Self, firebreak_shared::config::ConfigError> {
-        Ok(Self::new(firebreak_shared::config::playbooks_from_env()?))
-    }
-
-    pub fn handle(
-        &self,
-        event: &[u8],
-        received_at: chrono::DateTime<chrono::Utc>,
-    ) -> firebreak_shared::triage::StageOutput<Message> {
-        firebreak_shared::triage::for_each_decision(event, received_at, &self.playbooks, render)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

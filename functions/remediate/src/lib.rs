@@ -141,41 +141,9 @@ fn kinds_list(spec: &ActionSpec) -> String {
 /// dry run. Safe by default: a fresh deploy changes nothing until someone says so.
 pub const DRY_RUN_ENV: &str = "FIREBREAK_DRY_RUN";
 
-/// The remediate function's state, built once at init.
-pub struct Remediate {
-    playbooks: firebreak_shared::playbook::PlaybookSet,
-    global_dry_run: bool,
-}
-
-impl Remediate {
-    pub fn new(playbooks: firebreak_shared::playbook::PlaybookSet, global_dry_run: bool) -> Self {
-        Self {
-            playbooks,
-            global_dry_run,
-        }
-    }
-
-    /// Reads the playbooks and the dry-run switch from the environment.
-    pub fn from_env() -> Result<Self, firebreak_shared::config::ConfigError> {
-        let dry_run = std::env::var(DRY_RUN_ENV).map_or(true, |v| v.trim() != "false");
-        Ok(Self::new(
-            firebreak_shared::config::playbooks_from_env()?,
-            dry_run,
-        ))
-    }
-
-    pub fn handle(
-        &self,
-        event: &[u8],
-        received_at: chrono::DateTime<chrono::Utc>,
-    ) -> firebreak_shared::triage::StageOutput<Plan> {
-        firebreak_shared::triage::for_each_decision(
-            event,
-            received_at,
-            &self.playbooks,
-            |decision| plan(decision, self.global_dry_run),
-        )
-    }
+/// The global dry-run switch as the environment sets it.
+pub fn global_dry_run_from_env() -> bool {
+    std::env::var(DRY_RUN_ENV).map_or(true, |v| v.trim() != "false")
 }
 
 #[cfg(test)]
