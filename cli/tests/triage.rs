@@ -181,6 +181,14 @@ fn the_starter_library_routes_each_fixture_family_to_its_playbook() {
             "cloudwatch-alarm/docs-composite-alarm-with-suppressor-ok-to-alarm.json",
             Some("service-down"),
         ),
+        (
+            "securityhub/asr-custom-action-cis-2.3-s3-bucket.json",
+            Some("s3-public-access"),
+        ),
+        (
+            "securityhub/asr-custom-action-cis-4.1-security-group.json",
+            None,
+        ),
     ];
     for (file, want) in cases {
         let path = fixtures_dir().join("events").join(file);

@@ -424,7 +424,7 @@ fn a_finding_that_names_only_the_user_pages_without_a_key_to_deactivate() {
 #[test]
 fn public_bucket_findings_go_to_s3_public_access() {
     let set = starter();
-    for control in ["S3.2", "S3.3", "S3.8"] {
+    for control in ["S3.2", "S3.3", "S3.8", "CIS 2.3", "CloudTrail.6"] {
         let signal = security_hub(
             &format!("security-control/{control}"),
             Some(control),
