@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// Response-as-code for AWS: CloudWatch alarms and security findings in, incidents out.
 #[derive(Debug, Parser)]
-#[command(name = "firebreak", version, about, propagate_version = true)]
+#[command(name = "firebreak", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
