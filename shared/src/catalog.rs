@@ -279,52 +279,6 @@ pub fn enricher(name: &str) -> Option<&'static EnricherSpec> {
     ENRICHERS.iter().find(|e| e.name == name)
 }
 
-/// Every [`ResourceKind`], in declaration order, for listing them in errors and docs.
-pub const RESOURCE_KINDS: [ResourceKind; 14] = [
-    ResourceKind::Ec2Instance,
-    ResourceKind::Ec2Volume,
-    ResourceKind::SecurityGroup,
-    ResourceKind::AccessKey,
-    ResourceKind::IamUser,
-    ResourceKind::IamRole,
-    ResourceKind::IamPolicy,
-    ResourceKind::S3Bucket,
-    ResourceKind::EksCluster,
-    ResourceKind::LambdaFunction,
-    ResourceKind::RdsInstance,
-    ResourceKind::Alarm,
-    ResourceKind::Account,
-    ResourceKind::Other,
-];
-
-/// A kind's name as playbooks write it (the same as its serde name).
-pub fn resource_kind_name(kind: ResourceKind) -> &'static str {
-    // Exhaustive on purpose: a new kind must be named here before the crate compiles.
-    match kind {
-        ResourceKind::Ec2Instance => "ec2_instance",
-        ResourceKind::Ec2Volume => "ec2_volume",
-        ResourceKind::SecurityGroup => "security_group",
-        ResourceKind::AccessKey => "access_key",
-        ResourceKind::IamUser => "iam_user",
-        ResourceKind::IamRole => "iam_role",
-        ResourceKind::IamPolicy => "iam_policy",
-        ResourceKind::S3Bucket => "s3_bucket",
-        ResourceKind::EksCluster => "eks_cluster",
-        ResourceKind::LambdaFunction => "lambda_function",
-        ResourceKind::RdsInstance => "rds_instance",
-        ResourceKind::Alarm => "alarm",
-        ResourceKind::Account => "account",
-        ResourceKind::Other => "other",
-    }
-}
-
-/// The kind a playbook names, if it is one.
-pub fn resource_kind_from_name(name: &str) -> Option<ResourceKind> {
-    RESOURCE_KINDS
-        .into_iter()
-        .find(|k| resource_kind_name(*k) == name)
-}
-
 /// A parameter value, checked against its [`ParamSpec`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
@@ -781,19 +735,6 @@ mod tests {
             assert!(enricher(name).is_some(), "{name} missing");
         }
         assert!(enricher("ec2.instances").is_none());
-    }
-
-    #[test]
-    fn resource_kind_names_are_the_serde_names() {
-        for kind in RESOURCE_KINDS {
-            let serde_name = serde_json::to_value(kind).expect("kind serializes");
-            assert_eq!(serde_name, resource_kind_name(kind));
-            assert_eq!(
-                resource_kind_from_name(resource_kind_name(kind)),
-                Some(kind)
-            );
-        }
-        assert_eq!(resource_kind_from_name("ec2"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Executing the plan against EC2 and SSM builds on this same plan, so a dry run and a live
 //! run can never disagree about what would be touched.
 
-use firebreak_shared::catalog::{ActionSpec, resource_kind_name};
+use firebreak_shared::catalog::ActionSpec;
 use firebreak_shared::playbook::Mode;
 use firebreak_shared::signal::Signal;
 use firebreak_shared::triage::{Decision, Outcome};
@@ -129,11 +129,7 @@ fn targets(spec: &ActionSpec, signal: &Signal) -> Vec<String> {
 }
 
 fn kinds_list(spec: &ActionSpec) -> String {
-    let names: Vec<&str> = spec
-        .targets
-        .iter()
-        .map(|&k| resource_kind_name(k))
-        .collect();
+    let names: Vec<&str> = spec.targets.iter().map(|&k| k.as_str()).collect();
     names.join(" or ")
 }
 

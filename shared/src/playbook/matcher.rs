@@ -13,7 +13,6 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor, value};
 use serde::{Deserialize, Serialize};
 
 use super::de::{NonEmpty, Text, map_then, str_then};
-use crate::catalog::resource_kind_name;
 use crate::signal::{ResourceKind, Severity, Signal, Source};
 
 /// The CloudWatch alarm kinds, as the signal's `kind` names them.
@@ -432,10 +431,10 @@ impl fmt::Debug for MatchBlock {
             d.field("alarm_kinds", &kinds);
         }
         if self.resource_types != 0 {
-            let kinds: Vec<&str> = crate::catalog::RESOURCE_KINDS
+            let kinds: Vec<&str> = ResourceKind::ALL
                 .iter()
                 .filter(|k| self.resource_types & kind_bit(**k) != 0)
-                .map(|k| resource_kind_name(*k))
+                .map(|k| k.as_str())
                 .collect();
             d.field("resource_types", &kinds);
         }

@@ -8,7 +8,6 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-use crate::catalog::{RESOURCE_KINDS, resource_kind_from_name, resource_kind_name};
 use crate::signal::{ResourceKind, Signal};
 
 /// What [`Template::render`] writes for a variable the signal has no value for. A visible
@@ -71,7 +70,7 @@ impl Variable {
             "playbook" => Variable::Playbook,
             other => match other.strip_prefix("resource.") {
                 Some(kind) => {
-                    Variable::ResourceOf(resource_kind_from_name(kind).ok_or_else(|| {
+                    Variable::ResourceOf(ResourceKind::from_name(kind).ok_or_else(|| {
                         TemplateError::UnknownResourceKind {
                             kind: kind.to_owned(),
                         }
@@ -120,7 +119,7 @@ impl fmt::Display for Variable {
             Variable::AlarmName => "alarm_name",
             Variable::Resource => "resource",
             Variable::ResourceOf(kind) => {
-                return write!(f, "{{resource.{}}}", resource_kind_name(*kind));
+                return write!(f, "{{resource.{}}}", kind.as_str());
             }
             Variable::DedupeKey => "dedupe_key",
             Variable::Playbook => "playbook",
@@ -159,9 +158,9 @@ fn known_variables() -> String {
 }
 
 fn known_kinds() -> String {
-    RESOURCE_KINDS
+    ResourceKind::ALL
         .iter()
-        .map(|k| resource_kind_name(*k))
+        .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -189,6 +189,57 @@ pub enum ResourceKind {
     Other,
 }
 
+impl ResourceKind {
+    /// Every kind, in declaration order, for listing them in errors and docs.
+    pub const ALL: [ResourceKind; 14] = [
+        ResourceKind::Ec2Instance,
+        ResourceKind::Ec2Volume,
+        ResourceKind::SecurityGroup,
+        ResourceKind::AccessKey,
+        ResourceKind::IamUser,
+        ResourceKind::IamRole,
+        ResourceKind::IamPolicy,
+        ResourceKind::S3Bucket,
+        ResourceKind::EksCluster,
+        ResourceKind::LambdaFunction,
+        ResourceKind::RdsInstance,
+        ResourceKind::Alarm,
+        ResourceKind::Account,
+        ResourceKind::Other,
+    ];
+
+    /// The kind's name as playbooks write it (the same as its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Ec2Instance => "ec2_instance",
+            ResourceKind::Ec2Volume => "ec2_volume",
+            ResourceKind::SecurityGroup => "security_group",
+            ResourceKind::AccessKey => "access_key",
+            ResourceKind::IamUser => "iam_user",
+            ResourceKind::IamRole => "iam_role",
+            ResourceKind::IamPolicy => "iam_policy",
+            ResourceKind::S3Bucket => "s3_bucket",
+            ResourceKind::EksCluster => "eks_cluster",
+            ResourceKind::LambdaFunction => "lambda_function",
+            ResourceKind::RdsInstance => "rds_instance",
+            ResourceKind::Alarm => "alarm",
+            ResourceKind::Account => "account",
+            ResourceKind::Other => "other",
+        }
+    }
+
+    /// The kind a playbook names, if it is one.
+    pub fn from_name(name: &str) -> Option<ResourceKind> {
+        ResourceKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One resource a signal names: an instance id, an access key id, a bucket or alarm ARN …
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resource {
@@ -296,4 +347,19 @@ pub(crate) fn one_line(s: &str) -> String {
         out.push_str(part);
     }
     out
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    #[test]
+    fn resource_kind_names_are_the_serde_names() {
+        for kind in ResourceKind::ALL {
+            let serde_name = serde_json::to_value(kind).expect("kind serializes");
+            assert_eq!(serde_name, kind.as_str());
+            assert_eq!(ResourceKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ResourceKind::from_name("ec2"), None);
+    }
 }
