@@ -57,6 +57,7 @@ pub fn run(files: &[PathBuf], json: bool, playbook_dir: Option<&Path>) -> Result
     }
 
     let mut refused = 0usize;
+    let mut tally = Tally::default();
     for file in files {
         let name = if file == Path::new("-") {
             "<stdin>".to_owned()
@@ -72,12 +73,16 @@ pub fn run(files: &[PathBuf], json: bool, playbook_dir: Option<&Path>) -> Result
             }
         };
         match signal::parse(&bytes, Utc::now()) {
-            Ok(signals) => print_signals(&name, &signals, &playbooks, json)?,
+            Ok(signals) => print_signals(&name, &signals, &playbooks, json, &mut tally)?,
             Err(err) => {
                 eprintln!("{name}: refused: {err}");
                 refused += 1;
             }
         }
+    }
+    if !json && files.len() > 1 {
+        println!();
+        println!("{}", tally.line(files.len(), refused));
     }
     Ok(if refused == 0 {
         ExitCode::SUCCESS
@@ -100,14 +105,51 @@ fn read_input(file: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// What a run of many files came to, for the closing line people read first.
+#[derive(Default)]
+struct Tally {
+    incident: usize,
+    notify_only: usize,
+    resolve: usize,
+    ignore: usize,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: triage::Outcome) {
+        let count = match outcome {
+            triage::Outcome::Incident => &mut self.incident,
+            triage::Outcome::NotifyOnly => &mut self.notify_only,
+            triage::Outcome::Resolve => &mut self.resolve,
+            triage::Outcome::Ignore => &mut self.ignore,
+        };
+        *count += 1;
+    }
+
+    fn line(&self, files: usize, refused: usize) -> String {
+        let Tally {
+            incident,
+            notify_only,
+            resolve,
+            ignore,
+        } = self;
+        let signals = incident + notify_only + resolve + ignore;
+        format!(
+            "{files} events, {signals} signals: {incident} incident, {notify_only} notify-only, \
+             {resolve} resolve, {ignore} ignored; {refused} refused"
+        )
+    }
+}
+
 fn print_signals(
     name: &str,
     signals: &[Signal],
     playbooks: &PlaybookSet,
     json: bool,
+    tally: &mut Tally,
 ) -> Result<(), String> {
     for signal in signals {
         let decision = triage::decide(signal, playbooks);
+        tally.add(decision.outcome);
         let plan = StagePlans::of(&decision);
         if json {
             let line = JsonLine {

@@ -273,3 +273,23 @@ fn an_ignored_signal_is_understood_and_exits_0() {
     let lines = json_lines(&out.stdout);
     assert_eq!(lines[0]["action"], "ignore");
 }
+
+#[test]
+fn a_run_over_many_files_ends_with_a_tally_of_outcomes() {
+    let events = fixtures_dir().join("events");
+    let files = [
+        events.join("guardduty/waf-acl-partial-envelope-ec2-ssh-bruteforce.json"),
+        events.join("securityhub/asr-custom-action-afsbp-iam.6-two-findings.json"),
+        events.join("health/health-tools-sms-notifier-test-event.json"),
+    ];
+    let mut args = vec!["triage", "--playbooks", "../infra/playbooks"];
+    args.extend(files.iter().map(|f| f.to_str().expect("utf-8")));
+    let out = firebreak(&args, None);
+    assert_eq!(out.status.code(), Some(2), "the health event is refused");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(
+        last, "3 events, 3 signals: 2 incident, 0 notify-only, 0 resolve, 1 ignored; 1 refused",
+        "{stdout}"
+    );
+}
