@@ -408,3 +408,69 @@ fn damaged_fixtures_never_panic_and_refusals_stay_one_line() {
         }
     }
 }
+
+/// Every value that follows a key, swapped for a value of each other JSON type: the parser
+/// reads the fields it needs leniently or refuses the event in one line, and never panics.
+#[test]
+fn any_field_of_any_type_is_read_or_refused_never_a_panic() {
+    const SWAPS: [&[u8]; 6] = [b"null", b"7", b"-1.5e300", b"[]", b"{}", b"\"\""];
+    let (mut read, mut refused) = (0usize, 0usize);
+    for rel in event_files() {
+        let input = read_event(&rel);
+        let value_starts: Vec<usize> = input
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b':')
+            .map(|(i, _)| i + 1)
+            .collect();
+        for (n, &start) in value_starts.iter().enumerate() {
+            let swap = SWAPS[n % SWAPS.len()];
+            let rest = input.get(start..).unwrap_or_default();
+            // The value ends at the next comma or closing brace at this nesting depth.
+            let mut depth = 0i32;
+            let mut in_string = false;
+            let mut escaped = false;
+            let mut end = rest.len();
+            for (i, &b) in rest.iter().enumerate() {
+                if in_string {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth == 0 => {
+                        end = i;
+                        break;
+                    }
+                    b'}' | b']' => depth -= 1,
+                    b',' if depth == 0 => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let mut swapped = input.get(..start).unwrap_or_default().to_vec();
+            swapped.extend_from_slice(swap);
+            swapped.extend_from_slice(rest.get(end..).unwrap_or_default());
+            match parse(&swapped, received()) {
+                Ok(_) => read += 1,
+                Err(err) => {
+                    refused += 1;
+                    assert_one_line(&err, &format!("{rel} value at byte {start}"));
+                }
+            }
+        }
+    }
+    // Both roads were taken many times, so the swaps really reached the parser's fields.
+    assert!(
+        read > 1000 && refused > 100,
+        "read {read}, refused {refused}"
+    );
+}
