@@ -119,6 +119,8 @@ def run_once(binary: Path, event: bytes) -> tuple[float, float, dict]:
         "AWS_LAMBDA_LOG_FORMAT": "JSON",
         "AWS_LAMBDA_LOG_LEVEL": "WARN",
         "AWS_REGION": "us-east-1",
+        # As deployed: the playbooks are read from disk and validated at init.
+        "FIREBREAK_PLAYBOOKS_DIR": str(ROOT / "infra/playbooks"),
     }
     started = time.perf_counter()
     proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
