@@ -211,3 +211,104 @@ impl Triage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::signal::{Resource, ResourceKind, Source};
+
+    fn signal(source: Source, action: Action, severity: Severity) -> Signal {
+        Signal {
+            source,
+            action,
+            severity,
+            title: "test signal".to_owned(),
+            kind: "metric".to_owned(),
+            control_id: None,
+            alarm_name: Some("checkout-latency".to_owned()),
+            alarm_state: None,
+            resources: vec![Resource {
+                kind: ResourceKind::Ec2Instance,
+                id: "i-0123456789abcdef0".to_owned(),
+            }],
+            tags: Vec::new(),
+            account: Some("123456789012".to_owned()),
+            region: Some("eu-west-1".to_owned()),
+            observed_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            count: 1,
+            dedupe_key: "natural-key".to_owned(),
+            raw: std::sync::Arc::from("{}"),
+        }
+    }
+
+    fn playbooks(yaml: &str) -> PlaybookSet {
+        PlaybookSet::from_sources([(PathBuf::from("t.yaml"), yaml.to_owned())])
+            .unwrap_or_else(|e| panic!("test playbook is invalid: {e:?}"))
+    }
+
+    fn nothing_matches() -> PlaybookSet {
+        playbooks("name: t\npriority: 1\nmatch: {sources: [security_hub]}\n")
+    }
+
+    #[test]
+    fn an_unmatched_high_severity_signal_is_a_notify_only_incident() {
+        let s = signal(Source::Guardduty, Action::Open, Severity::High);
+        let set = nothing_matches();
+        let d = decide(&s, &set);
+        assert_eq!(d.outcome, Outcome::NotifyOnly);
+        assert!(d.playbook.is_none());
+        assert_eq!(d.dedupe_key, "natural-key");
+    }
+
+    #[test]
+    fn an_unmatched_signal_below_high_is_ignored_with_the_reason() {
+        let s = signal(Source::Guardduty, Action::Open, Severity::Medium);
+        let set = nothing_matches();
+        let d = decide(&s, &set);
+        assert_eq!(d.outcome, Outcome::Ignore);
+        assert!(
+            d.reason.contains("below the default policy"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn an_unmatched_all_clear_still_resolves_by_its_natural_key() {
+        let s = signal(Source::CloudwatchAlarm, Action::Resolve, Severity::Info);
+        let set = nothing_matches();
+        let d = decide(&s, &set);
+        assert_eq!(d.outcome, Outcome::Resolve);
+        assert_eq!(d.dedupe_key, "natural-key");
+    }
+
+    #[test]
+    fn a_matched_signal_takes_the_playbooks_severity_and_dedupe_key() {
+        let set = playbooks(
+            "name: latency\npriority: 1\nmatch: {sources: [cloudwatch_alarm]}\nseverity: critical\ndedupe: {key: \"{playbook}:{alarm_name}\"}\n",
+        );
+        let s = signal(Source::CloudwatchAlarm, Action::Open, Severity::Medium);
+        let d = decide(&s, &set);
+        assert_eq!(d.outcome, Outcome::Incident);
+        assert_eq!(d.severity, Severity::Critical);
+        assert_eq!(d.dedupe_key, "latency:checkout-latency");
+    }
+
+    #[test]
+    fn insufficient_data_is_ignored_unless_the_playbook_says_otherwise() {
+        let mut s = signal(Source::CloudwatchAlarm, Action::Ignore, Severity::Medium);
+        s.alarm_state = Some(AlarmState::InsufficientData);
+
+        let default = playbooks("name: a\npriority: 1\nmatch: {sources: [cloudwatch_alarm]}\n");
+        assert_eq!(decide(&s, &default).outcome, Outcome::Ignore);
+
+        let opens = playbooks(
+            "name: a\npriority: 1\nmatch: {sources: [cloudwatch_alarm]}\ninsufficient_data: open\n",
+        );
+        let d = decide(&s, &opens);
+        assert_eq!(d.action, Action::Open);
+        assert_eq!(d.outcome, Outcome::Incident);
+    }
+}
