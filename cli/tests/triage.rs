@@ -27,6 +27,16 @@ fn firebreak(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("firebreak finishes")
 }
 
+/// Exit 0: every input was understood. Otherwise the failure shows what firebreak said.
+fn assert_understood(out: &Output, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn event_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     let root = fixtures_dir().join("events");
@@ -202,12 +212,7 @@ fn the_starter_library_routes_each_fixture_family_to_its_playbook() {
             ],
             None,
         );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_understood(&out, file);
         let lines = json_lines(&out.stdout);
         assert_eq!(lines.len(), 1, "{file}");
         assert_eq!(lines[0]["playbook"].as_str(), want, "{file}: {}", lines[0]);
@@ -221,12 +226,7 @@ fn triage_reads_standard_input() {
     )
     .expect("fixture");
     let out = firebreak(&["triage", "--json", "-"], Some(&event));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_understood(&out, "");
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["source"], "cloudwatch_alarm");
@@ -264,12 +264,7 @@ fn an_ignored_signal_is_understood_and_exits_0() {
     let path =
         fixtures_dir().join("events/cloudwatch-alarm/docs-config-change-update-metric-alarm.json");
     let out = firebreak(&["triage", "--json", path.to_str().expect("utf-8")], None);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_understood(&out, "");
     let lines = json_lines(&out.stdout);
     assert_eq!(lines[0]["action"], "ignore");
 }
