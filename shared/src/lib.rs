@@ -7,9 +7,16 @@
 //! - [`catalog`] names the remediation actions and enrichers a playbook may use.
 //! - [`config`] reads what every stage needs from its environment at init.
 //! - [`triage`] joins the two: what Firebreak would do with a signal, without doing it.
+//! - [`incident`] is the incident record and its state machine; [`store`] keeps it in DynamoDB
+//!   under conditional writes; [`lifecycle`] is the versioned event contract on the bus.
+//! - [`aws`] builds the SDK configuration once at init and reads SDK errors.
 
+pub mod aws;
 pub mod catalog;
 pub mod config;
+pub mod incident;
+pub mod lifecycle;
 pub mod playbook;
 pub mod signal;
+pub mod store;
 pub mod triage;

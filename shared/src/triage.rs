@@ -13,6 +13,10 @@ use crate::signal::{Action, AlarmState, Severity, Signal};
 /// low one would only be noise.
 pub const DEFAULT_POLICY_MIN_SEVERITY: Severity = Severity::High;
 
+/// The tag Firebreak puts on every resource it creates for an incident (quarantine security
+/// groups, evidence snapshots). Signals about such resources are ignored.
+pub const MANAGED_TAG: &str = "firebreak:managed";
+
 /// What happens to the signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,7 +68,14 @@ pub fn decide<'a>(signal: &'a Signal, playbooks: &'a PlaybookSet) -> Decision<'a
     let severity = playbook.map_or(signal.severity, |p| p.severity_for(signal));
     let dedupe_key = playbook.map_or_else(|| signal.dedupe_key.clone(), |p| p.dedupe_key(signal));
 
+    let managed = signal.tags.iter().any(|t| t.key == MANAGED_TAG);
     let (outcome, reason) = match (action, playbook) {
+        // Loop protection: what Firebreak made or changed for an incident (its quarantine
+        // groups, its snapshots) must never open another one.
+        _ if managed => (
+            Outcome::Ignore,
+            format!("a resource Firebreak manages ({MANAGED_TAG}); never an incident of its own"),
+        ),
         (Action::Ignore, _) => (Outcome::Ignore, ignore_reason(signal)),
         (Action::Resolve, Some(p)) => (
             Outcome::Resolve,
@@ -250,6 +261,19 @@ mod tests {
 
     fn nothing_matches() -> PlaybookSet {
         playbooks("name: t\npriority: 1\nmatch: {sources: [security_hub]}\n")
+    }
+
+    #[test]
+    fn a_finding_on_a_resource_firebreak_manages_never_opens_an_incident() {
+        let mut s = signal(Source::Guardduty, Action::Open, Severity::Critical);
+        s.tags.push(crate::signal::Tag {
+            key: MANAGED_TAG.to_owned(),
+            value: "true".to_owned(),
+        });
+        let starter = PlaybookSet::starter();
+        let d = decide(&s, &starter);
+        assert_eq!(d.outcome, Outcome::Ignore);
+        assert!(d.reason.contains(MANAGED_TAG), "{}", d.reason);
     }
 
     #[test]
