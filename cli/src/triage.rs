@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::Utc;
+use firebreak_shared::incident::Incident;
+use firebreak_shared::lifecycle::Kind;
 use firebreak_shared::playbook::PlaybookSet;
 use firebreak_shared::signal::{self, MAX_EVENT_BYTES, Signal};
 use firebreak_shared::triage::{self, Decision};
@@ -31,10 +33,27 @@ impl StagePlans {
             enrich: firebreak_enrich::plan(decision),
             // Triage never acts, whatever the playbook's mode: it shows the dry run.
             remediate: firebreak_remediate::plan(decision, true),
-            notify: firebreak_notify::render(decision),
+            notify: preview_notification(decision),
             close: firebreak_close::policy(decision),
         }
     }
+}
+
+/// The message notify would send for this decision, rendered from the incident it would open.
+fn preview_notification(decision: &Decision<'_>) -> firebreak_notify::Message {
+    let at = decision.signal.observed_at;
+    let mut incident = Incident::open(decision, "INC-preview".to_owned(), at);
+    let kind = if decision.outcome == triage::Outcome::Resolve {
+        // Resolving a fresh, unacknowledged incident cannot fail.
+        let _ = incident.resolve("close", &decision.reason, at, 0);
+        Kind::IncidentResolved
+    } else {
+        Kind::IncidentOpened
+    };
+    let route = decision
+        .playbook
+        .map_or(firebreak_notify::DEFAULT_ROUTE, |p| p.notify.route.as_str());
+    firebreak_notify::render(&incident, kind, Some(&decision.reason), route)
 }
 
 #[derive(Serialize)]

@@ -1,18 +1,35 @@
-//! Lambda entry point for the notify stage: config, then the runtime loop.
+//! Lambda entry point for the notify stage: config, clients, then the runtime loop.
 
-use firebreak_shared::triage::Triage;
-use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use firebreak_notify::{Config, Notify};
+use firebreak_shared::config::{playbooks_from_env, process_env};
+use firebreak_shared::store::Store;
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::value::RawValue;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let triage = Triage::from_env()?;
-    let triage = &triage;
+    let config = Config::from_env(&process_env())?;
+    let playbooks = playbooks_from_env()?;
+    let sdk = firebreak_shared::aws::sdk_config().await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+    let stage = Notify::new(playbooks, store, aws_sdk_sns::Client::new(&sdk), &config);
+    let stage = &stage;
     run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
-            let (bytes, now) = (event.payload.get().as_bytes(), chrono::Utc::now());
-            Ok::<_, Error>(triage.handle(bytes, now, firebreak_notify::render))
+            let now = chrono::Utc::now();
+            stage
+                .handle(event.payload.get().as_bytes(), now)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, transient = e.transient(), "invocation failed");
+                    // Failing the invocation is what makes the platform retry it, and then
+                    // route it to the on-failure destination with this record.
+                    Diagnostic {
+                        error_type: if e.transient() { "Transient" } else { "Failed" }.to_owned(),
+                        error_message: e.to_string(),
+                    }
+                })
         },
     ))
     .await
