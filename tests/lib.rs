@@ -1,0 +1,1 @@
+//! Nothing here: this package only holds the cross-stage integration tests beside it.
