@@ -472,7 +472,11 @@ mod tests {
         assert_eq!(i.status, Status::Open);
         assert_eq!(i.metrics.mttd_s, Some(30.0));
         assert_eq!(i.timeline.len(), 1);
-        assert!(i.id.starts_with("INC-20220722-"), "dated by the signal: {}", i.id);
+        assert!(
+            i.id.starts_with("INC-20220722-"),
+            "dated by the signal: {}",
+            i.id
+        );
     }
 
     #[test]
