@@ -105,6 +105,9 @@ impl fmt::Display for AwsError {
     }
 }
 
+/// Longest message kept from an error that is not a service error.
+const MAX_MESSAGE: usize = 400;
+
 impl AwsError {
     /// Reads an SDK error: its code and status, and whether it is worth retrying.
     pub fn from_sdk<E>(
@@ -129,12 +132,32 @@ impl AwsError {
             }
             _ => (None, None, false),
         };
+        // A service error says what went wrong in its code and message; the whole context
+        // (raw response, body, extensions) would bury that in timelines and reports.
+        let message = match err {
+            SdkError::ServiceError(ctx) => match (ctx.err().code(), ctx.err().message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                (None, Some(message)) => message.to_owned(),
+                (None, None) => format!(
+                    "the endpoint answered HTTP {} without an AWS error",
+                    ctx.raw().status().as_u16()
+                ),
+            },
+            other => {
+                let full = DisplayErrorContext(other).to_string();
+                match full.char_indices().nth(MAX_MESSAGE) {
+                    Some((cut, _)) => format!("{}…", &full[..cut]),
+                    None => full,
+                }
+            }
+        };
         AwsError {
             service,
             operation,
             code,
             status,
-            message: DisplayErrorContext(err).to_string(),
+            message,
             transient,
         }
     }

@@ -151,11 +151,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             Some("enabled") => self
                 .checked(
                     RESPONSE_PLAN_PREFIX_ENV,
-                    "arn:<partition>:ssm-incidents::<account>:response-plan/",
+                    "arn:<partition>:ssm-incidents::<account>:response-plan/[<name prefix>]",
                     |v| {
                         v.starts_with("arn:")
                             && v.contains(":ssm-incidents::")
-                            && v.ends_with("response-plan/")
+                            && v.contains(":response-plan/")
                     },
                 )
                 .map(Some),

@@ -401,8 +401,20 @@ pub fn fingerprint(signal: &Signal) -> String {
     h.write(signal.dedupe_key.as_bytes());
     h.write(signal.kind.as_bytes());
     h.write(&signal.observed_at.timestamp_millis().to_le_bytes());
-    h.write(signal.raw.as_bytes());
+    h.write(occurrence(&signal.raw).as_bytes());
     format!("{:016x}", h.finish())
+}
+
+/// What identifies one occurrence in an event: an EventBridge event's `detail`, not its
+/// envelope. The envelope's `id` is new on every PutEvents, so a finding sent again (a
+/// re-publication, a replay, the same alarm reaching create by two paths) must not look new.
+fn occurrence(raw: &str) -> std::borrow::Cow<'_, str> {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v) if v.get("detail-type").is_some() && v.get("detail").is_some() => {
+            std::borrow::Cow::Owned(v["detail"].to_string())
+        }
+        _ => std::borrow::Cow::Borrowed(raw),
+    }
 }
 
 /// The incident id for the first signal of an incident: readable (date first, so ids sort by
