@@ -11,6 +11,9 @@
 //! `AWSLambdaBasicExecutionRole` (the function's logs) and `sqs:SendMessage` on
 //! `FailedInvocationQueue` (the on-failure destination in the template's Globals), which
 //! Lambda itself uses.
+//!
+//! The runbooks' role is held to the same rule: `RunbookAutomationRole` grants exactly the AWS
+//! calls the steps of `infra/runbooks/*.yaml` make, read from the documents themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -430,4 +433,144 @@ fn incident_manager_calls_are_granted_only_when_it_is_enabled() {
     }
     let conditions = t["Conditions"].as_mapping().expect("Conditions");
     assert!(conditions.keys().any(|k| k.as_str() == Some(IM_CONDITION)));
+}
+
+// ------------------------------------------------------------------------------------------
+// The runbooks' role.
+
+/// Calls the runbook role needs that no step names: tagging snapshots as CreateSnapshots makes
+/// them, and Incident Manager starting the context runbook as the role and passing the role to
+/// Automation as its AutomationAssumeRole.
+const RUNBOOK_IMPLIED: &[&str] = &[
+    "ec2:CreateTags",
+    "iam:PassRole",
+    "ssm:StartAutomationExecution",
+];
+
+/// Automation actions that make one AWS call, named by their `Service` and `Api` inputs.
+const API_ACTIONS: &[&str] = &[
+    "aws:executeAwsApi",
+    "aws:assertAwsResourceProperty",
+    "aws:waitForAwsResourceProperty",
+];
+
+/// The IAM prefix of a service as Automation (boto3) names it. Only the services the runbooks
+/// use are listed; a new one fails here until it is added, rather than being guessed.
+fn iam_prefix(service: &str) -> &str {
+    match service {
+        "ec2" | "cloudwatch" | "ssm-incidents" | "ssm" => service,
+        other => panic!("runbook service {other}: add its IAM prefix here"),
+    }
+}
+
+/// Every `service:Api` the runbooks' steps call.
+fn runbook_calls() -> BTreeSet<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/runbooks");
+    let mut calls = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("infra/runbooks") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a runbook is readable");
+        let doc: Value = serde_yaml_ng::from_str(&text).expect("a runbook is YAML");
+        for step in doc["mainSteps"].as_sequence().expect("mainSteps") {
+            let action = step["action"].as_str().unwrap_or_default();
+            if !API_ACTIONS.contains(&action) {
+                continue;
+            }
+            let inputs = &step["inputs"];
+            let service = inputs["Service"].as_str().expect("Service");
+            let api = inputs["Api"].as_str().expect("Api");
+            calls.insert(format!("{}:{api}", iam_prefix(service)));
+        }
+    }
+    calls
+}
+
+/// The runbook role's statements: every policy attached to it.
+fn runbook_statements(t: &Value) -> Vec<Statement<'_>> {
+    let mut out = Vec::new();
+    for (id, r) in t["Resources"].as_mapping().expect("Resources") {
+        let attached = r["Type"].as_str() == Some("AWS::IAM::Policy")
+            && r["Properties"]["Roles"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .any(|role| {
+                    intrinsic(role).is_some_and(|(name, arg)| {
+                        name == "Ref" && arg.as_str() == Some("RunbookAutomationRole")
+                    })
+                });
+        if attached {
+            let id = id.as_str().expect("logical ids are strings");
+            collect(
+                id,
+                &r["Properties"]["PolicyDocument"]["Statement"],
+                None,
+                &mut out,
+            );
+        }
+    }
+    assert!(
+        t["Resources"]["RunbookAutomationRole"]["Properties"]["Policies"].is_null(),
+        "the role's grants are in attached AWS::IAM::Policy resources, where this test reads them"
+    );
+    out
+}
+
+#[test]
+fn the_runbook_role_grants_exactly_the_calls_the_runbooks_make() {
+    let t = template();
+    let statements = runbook_statements(&t);
+    assert!(!statements.is_empty());
+    let granted: BTreeSet<String> = statements
+        .iter()
+        .filter(|s| s.allows())
+        .flat_map(Statement::actions)
+        .collect();
+    let expected: BTreeSet<String> = runbook_calls()
+        .into_iter()
+        .chain(RUNBOOK_IMPLIED.iter().map(|a| (*a).to_owned()))
+        .collect();
+    assert_eq!(
+        granted, expected,
+        "RunbookAutomationRole must grant what infra/runbooks calls, no more, no less"
+    );
+    for s in &statements {
+        assert!(s.allows() && !s.resources().is_empty(), "{:?}", s.body);
+        if s.resources().iter().any(|r| r.as_str() == Some("*")) {
+            for a in s.actions() {
+                let op = a.split_once(':').map_or(a.as_str(), |(_, op)| op);
+                assert!(
+                    READ_ONLY_VERBS.iter().any(|v| op.starts_with(v)),
+                    "runbook role: {a} changes things and is granted on Resource \"*\""
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_automation_and_incident_manager_of_this_account_assume_the_runbook_role() {
+    let t = template();
+    let trust = &t["Resources"]["RunbookAutomationRole"]["Properties"]["AssumeRolePolicyDocument"];
+    for statement in trust["Statement"].as_sequence().expect("statements") {
+        let services: BTreeSet<&str> = statement["Principal"]["Service"]
+            .as_sequence()
+            .expect("service principals")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            services,
+            BTreeSet::from(["ssm-incidents.amazonaws.com", "ssm.amazonaws.com"])
+        );
+        let account = &statement["Condition"]["StringEquals"]["aws:SourceAccount"];
+        assert!(
+            intrinsic(account)
+                .is_some_and(|(n, a)| n == "Ref" && a.as_str() == Some("AWS::AccountId")),
+            "confused deputy: the role is assumed only on this account's behalf"
+        );
+    }
 }

@@ -6,6 +6,11 @@
 //! pattern, minLength, minimum, format date-time). It refuses any other keyword, so a schema
 //! that starts using one fails this test instead of being half-checked; extend the validator
 //! (or take a full implementation) at that point.
+//!
+//! EventBridge's schema registry takes draft 4 only, so template.yaml registers each schema in
+//! its draft 4 spelling (tests/template.rs holds the two equal under that rewrite). The same
+//! events are checked against that spelling here, so the registry's copy accepts and refuses
+//! exactly what the files do. So are the sample lifecycle events in `events/`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use firebreak_shared::playbook::PlaybookSet;
 use firebreak_shared::signal::Severity;
 use firebreak_shared::triage::decide;
 use serde_json::{Map, Value, json};
+use serde_yaml_ng::Value as Yaml;
 
 const FIXTURE: &[u8] = include_bytes!(
     "fixtures/events/guardduty/custodian-eventbridge-backdoor-ec2-cc-activity-b-dns.json"
@@ -113,7 +119,8 @@ fn check(schema: &Value, instance: &Value, at: &str, errors: &mut Vec<String>) {
     };
     for (keyword, arg) in schema {
         match keyword.as_str() {
-            "$schema" | "$id" | "$comment" | "title" | "description" | "examples" => {}
+            // `id` is draft 4's spelling of `$id`, in the template's registry copies.
+            "$schema" | "$id" | "id" | "$comment" | "title" | "description" | "examples" => {}
             "type" => {
                 let names: Vec<&str> = match arg {
                     Value::String(s) => vec![s.as_str()],
@@ -373,14 +380,11 @@ fn the_enums_are_the_rust_enums() {
     }
 }
 
-#[test]
-fn the_schemas_refuse_what_the_contract_refuses() {
-    let kind = Kind::RemediationFailed;
-    let schema = schema(kind);
-    let [event, _] = events(kind);
-    let good = delivered(&event);
-    type Mutation = (&'static str, fn(&mut Value));
-    let broken: [Mutation; 11] = [
+type Mutation = (&'static str, fn(&mut Value));
+
+/// Ways an event breaks the contract, each of which a schema must refuse.
+fn breakages() -> [Mutation; 11] {
+    [
         ("another source", |v| v["source"] = json!("aws.ec2")),
         ("another detail-type", |v| {
             v["detail-type"] = json!("Incident Opened")
@@ -410,8 +414,16 @@ fn the_schemas_refuse_what_the_contract_refuses() {
         ("no detail", |v| {
             v.as_object_mut().map(|d| d.remove("detail"));
         }),
-    ];
-    for (what, mutate) in broken {
+    ]
+}
+
+#[test]
+fn the_schemas_refuse_what_the_contract_refuses() {
+    let kind = Kind::RemediationFailed;
+    let schema = schema(kind);
+    let [event, _] = events(kind);
+    let good = delivered(&event);
+    for (what, mutate) in breakages() {
         let mut bad = good.clone();
         mutate(&mut bad);
         assert!(
@@ -419,6 +431,72 @@ fn the_schemas_refuse_what_the_contract_refuses() {
             "{what} passed the schema"
         );
     }
+}
+
+/// The schemas template.yaml registers, by title (the detail-type).
+fn registered() -> std::collections::BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml");
+    let t: Yaml = serde_yaml_ng::from_str(&text).expect("template.yaml is YAML");
+    let resources = t["Resources"].as_mapping().expect("Resources");
+    resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::EventSchemas::Schema"))
+        .map(|r| {
+            let content = r["Properties"]["Content"]
+                .as_str()
+                .expect("Content is a JSON string");
+            let schema: Value = serde_json::from_str(content).expect("Content is JSON");
+            let title = schema["title"].as_str().unwrap_or_default().to_owned();
+            (title, schema)
+        })
+        .collect()
+}
+
+#[test]
+fn the_registrys_draft_4_copies_accept_and_refuse_what_the_files_do() {
+    let copies = registered();
+    for kind in Kind::ALL {
+        let copy = copies
+            .get(kind.detail_type())
+            .unwrap_or_else(|| panic!("{kind}: not registered in template.yaml"));
+        assert_eq!(copy["$schema"], "http://json-schema.org/draft-04/schema#");
+        for event in events(kind) {
+            let wire = delivered(&event);
+            let errors = violations(copy, &wire);
+            assert!(errors.is_empty(), "{kind}: {errors:#?}");
+            for (what, mutate) in breakages() {
+                let mut bad = wire.clone();
+                mutate(&mut bad);
+                // Some breakages only break some kinds (an Incident Opened may say "opened").
+                let by_file = violations(&schema(kind), &bad).is_empty();
+                let by_copy = violations(copy, &bad).is_empty();
+                assert_eq!(by_file, by_copy, "{kind}: {what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_sample_lifecycle_events_in_events_are_valid_and_parse() {
+    let mut seen = 0;
+    for stage in ["enrich", "remediate", "notify"] {
+        let dir = root().join("events").join(stage);
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("a sample is readable");
+            let sample: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let detail_type = sample["detail-type"].as_str().unwrap_or_default();
+            let kind = Kind::from_detail_type(detail_type)
+                .unwrap_or_else(|| panic!("{}: {detail_type:?}", path.display()));
+            let errors = violations(&schema(kind), &sample);
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            lifecycle::parse(text.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: lifecycle::parse refused it: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "one sample per lifecycle consumer at least");
 }
 
 #[test]
