@@ -24,11 +24,8 @@ use serde_yaml_ng::Value;
 
 use firebreak_shared::aws::AwsError;
 
-/// The template the stack is built from, compiled in so the demo runs from any directory.
-pub const TEMPLATE: &str = include_str!("../../template.yaml");
-
-/// The region the sandbox pretends to be in.
-pub const REGION: &str = "us-east-1";
+pub use crate::template::{REGION, TEMPLATE};
+use crate::template::{RuleBus, Template, TemplateError};
 
 /// Set this to reuse a moto already running (CI may start one for every test binary).
 pub const ENDPOINT_ENV: &str = "FIREBREAK_LOCAL_AWS";
@@ -47,6 +44,8 @@ pub enum SandboxError {
     MotoTimeout { endpoint: String, waited_s: u64 },
     #[error("template.yaml: {0}")]
     Template(String),
+    #[error(transparent)]
+    Resolve(#[from] TemplateError),
     #[error(transparent)]
     Aws(#[from] AwsError),
 }
@@ -213,6 +212,9 @@ pub struct Stack {
     pub prefix: String,
     pub table: String,
     pub bus: String,
+    /// This stack's stand-in for the account's default bus, where AWS services' events
+    /// arrive. Each stack has its own, so stacks sharing one moto never see each other's.
+    pub default_bus: String,
     pub topic_arn: String,
     pub escalation_topic_arn: String,
     /// Function logical id (`EnrichFunction` …) → the queue its rules deliver to.
@@ -221,35 +223,21 @@ pub struct Stack {
     pub topic_queues: BTreeMap<String, String>,
 }
 
-fn tag_value(v: &Value) -> &Value {
-    match v {
-        Value::Tagged(t) => &t.value,
-        other => other,
-    }
-}
-
-fn str_at<'a>(v: &'a Value, what: &str) -> Result<&'a str, SandboxError> {
-    tag_value(v)
-        .as_str()
-        .ok_or_else(|| SandboxError::Template(format!("{what} is not a string")))
-}
-
-/// A YAML value as the JSON EventBridge takes for a pattern.
-fn to_json(v: &Value) -> Result<serde_json::Value, SandboxError> {
-    serde_json::to_value(tag_value(v)).map_err(|e| SandboxError::Template(e.to_string()))
-}
-
-fn parse_template() -> Result<Value, SandboxError> {
-    serde_yaml_ng::from_str(TEMPLATE).map_err(|e| SandboxError::Template(e.to_string()))
-}
-
 impl Stack {
-    /// Creates the table, bus, topics, stand-in queues and rules, as the template defines them.
+    /// Creates the table, bus, topics, stand-in queues and rules, as the template defines them
+    /// with its parameters' defaults.
     pub async fn create(sdk: &SdkConfig, prefix: &str) -> Result<Stack, SandboxError> {
-        let template = parse_template()?;
-        let resources = &template["Resources"];
+        Stack::create_from(sdk, prefix, &Template::embedded()?).await
+    }
+
+    /// [`Stack::create`] from `template` as given: other parameters, another stack name.
+    pub async fn create_from(
+        sdk: &SdkConfig,
+        prefix: &str,
+        template: &Template,
+    ) -> Result<Stack, SandboxError> {
         let table = format!("{prefix}-incidents");
-        create_table(sdk, &resources["IncidentTable"], &table).await?;
+        create_table(sdk, template.resource("IncidentTable"), &table).await?;
 
         let events = aws_sdk_eventbridge::Client::new(sdk);
         let bus = format!("{prefix}-lifecycle");
@@ -260,12 +248,20 @@ impl Stack {
             .await
             .map_err(|e| AwsError::from_sdk("eventbridge", "CreateEventBus", &e))?;
 
+        let default_bus = format!("{prefix}-default");
+        events
+            .create_event_bus()
+            .name(&default_bus)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("eventbridge", "CreateEventBus", &e))?;
+
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let sns = aws_sdk_sns::Client::new(sdk);
         let mut topic_queues = BTreeMap::new();
         let mut topics = Vec::new();
         for logical in ["NotificationTopic", "EscalationTopic"] {
-            if resources[logical].is_null() {
+            if template.resource(logical).is_null() {
                 return Err(SandboxError::Template(format!("no {logical} resource")));
             }
             let topic = sns
@@ -289,63 +285,59 @@ impl Stack {
         let [topic_arn, escalation_topic_arn] = <[String; 2]>::try_from(topics)
             .map_err(|_| SandboxError::Template("two topics expected".into()))?;
 
-        let mut function_queues = BTreeMap::new();
-        let Some(all) = resources.as_mapping() else {
-            return Err(SandboxError::Template("Resources is not a mapping".into()));
-        };
-        for (name, resource) in all {
-            let Some(name) = name.as_str() else { continue };
-            if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
-                continue;
-            }
-            let (url, queue_arn) = create_queue(&sqs, &format!("{prefix}-{name}")).await?;
-            function_queues.insert(name.to_owned(), url);
-            let Some(fn_events) = resource["Properties"]["Events"].as_mapping() else {
-                continue;
-            };
-            for (event_name, event) in fn_events {
-                if event["Type"].as_str() != Some("EventBridgeRule") {
-                    continue;
-                }
-                let event_name = event_name.as_str().unwrap_or("rule");
-                let props = &event["Properties"];
-                let pattern = to_json(&props["Pattern"])?;
-                let on_bus = match &props["EventBusName"] {
-                    Value::Null => "default".to_owned(),
-                    v => match (v, str_at(v, "EventBusName")?) {
-                        (Value::Tagged(_), "LifecycleBus") => bus.clone(),
-                        (_, other) => other.to_owned(),
-                    },
-                };
-                let rule = format!("{prefix}-{name}-{event_name}");
-                events
-                    .put_rule()
-                    .name(&rule)
-                    .event_bus_name(&on_bus)
-                    .event_pattern(pattern.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("eventbridge", "PutRule", &e))?;
-                let target = aws_sdk_eventbridge::types::Target::builder()
-                    .id(format!("{name}-queue"))
-                    .arn(&queue_arn)
-                    .build()
-                    .map_err(|e| SandboxError::Template(e.to_string()))?;
-                events
-                    .put_targets()
-                    .rule(&rule)
-                    .event_bus_name(&on_bus)
-                    .targets(target)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("eventbridge", "PutTargets", &e))?;
-            }
+        let mut function_queues: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let functions = template
+            .resources_of_type("AWS::Serverless::Function")
+            .into_iter()
+            .map(str::to_owned);
+        for name in functions {
+            let queue = create_queue(&sqs, &format!("{prefix}-{name}")).await?;
+            function_queues.insert(name, queue);
         }
+        for rule in template.rules()? {
+            let Some((_, queue_arn)) = function_queues.get(&rule.function) else {
+                return Err(SandboxError::Template(format!(
+                    "rule {} of unknown function {}",
+                    rule.event, rule.function
+                )));
+            };
+            let on_bus = match rule.bus {
+                RuleBus::Default => default_bus.clone(),
+                RuleBus::Lifecycle => bus.clone(),
+            };
+            let name = format!("{prefix}-{}-{}", rule.function, rule.event);
+            events
+                .put_rule()
+                .name(&name)
+                .event_bus_name(&on_bus)
+                .event_pattern(rule.pattern.to_string())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("eventbridge", "PutRule", &e))?;
+            let target = aws_sdk_eventbridge::types::Target::builder()
+                .id(format!("{}-queue", rule.function))
+                .arn(queue_arn)
+                .build()
+                .map_err(|e| SandboxError::Template(e.to_string()))?;
+            events
+                .put_targets()
+                .rule(&name)
+                .event_bus_name(&on_bus)
+                .targets(target)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("eventbridge", "PutTargets", &e))?;
+        }
+        let function_queues = function_queues
+            .into_iter()
+            .map(|(name, (url, _))| (name, url))
+            .collect();
 
         Ok(Stack {
             prefix: prefix.to_owned(),
             table,
             bus,
+            default_bus,
             topic_arn,
             escalation_topic_arn,
             function_queues,
@@ -458,6 +450,11 @@ async fn drain_queue(sdk: &SdkConfig, url: &str) -> Result<Vec<String>, SandboxE
 }
 
 /// Creates the incident table with the keys, index and TTL the template gives it.
+fn str_at<'a>(v: &'a Value, what: &str) -> Result<&'a str, SandboxError> {
+    v.as_str()
+        .ok_or_else(|| SandboxError::Template(format!("{what} is not a string")))
+}
+
 async fn create_table(sdk: &SdkConfig, resource: &Value, name: &str) -> Result<(), SandboxError> {
     let props = &resource["Properties"];
     if props.is_null() {
