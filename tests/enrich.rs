@@ -7,9 +7,9 @@
 //! proved against stubs in `functions/enrich/tests/`: moto cannot serve their protocol.
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, Utc};
 use firebreak_cli::sandbox::{LocalAws, Stack};
+use firebreak_cli::seed::{self, HostSpec};
 use firebreak_enrich::Enrich;
 use firebreak_shared::incident::{Incident, fingerprint, incident_id};
 use firebreak_shared::lifecycle::{Bus, Event, Kind};
@@ -133,66 +133,18 @@ async fn enriched_events(
 
 /// An instance in its own VPC, subnet and security group, tagged with an owner and a team.
 async fn instance(sdk: &SdkConfig) -> (String, String, String, String) {
-    let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.42.0.0/16")
-        .send()
+    let spec = HostSpec {
+        name: "web-1".into(),
+        tags: vec![
+            ("Owner".into(), "alice@example.com".into()),
+            ("Team".into(), "payments".into()),
+        ],
+        data_volumes: 0,
+    };
+    let host = seed::host(&aws_sdk_ec2::Client::new(sdk), &spec)
         .await
-        .unwrap_or_else(|e| panic!("CreateVpc: {e}"));
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .unwrap_or_default()
-        .to_owned();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.42.1.0/24")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateSubnet: {e}"));
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap_or_default()
-        .to_owned();
-    let sg = ec2
-        .create_security_group()
-        .group_name(format!("web-{vpc_id}"))
-        .description("web tier")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateSecurityGroup: {e}"));
-    let sg_id = sg.group_id().unwrap_or_default().to_owned();
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-    let run = ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(&subnet_id)
-        .security_group_ids(&sg_id)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(tag("Name", "web-1"))
-                .tags(tag("Owner", "alice@example.com"))
-                .tags(tag("Team", "payments"))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("RunInstances: {e}"));
-    let id = run
-        .instances()
-        .first()
-        .and_then(|i| i.instance_id())
-        .unwrap_or_default()
-        .to_owned();
-    (id, vpc_id, subnet_id, sg_id)
+        .unwrap_or_else(|e| panic!("seeding an instance: {e}"));
+    (host.id, host.vpc, host.subnet, host.group)
 }
 
 fn result<'a>(

@@ -12,10 +12,11 @@
 #[allow(clippy::redundant_closure)]
 mod support;
 
+use firebreak_cli::seed::{self, HostSpec};
 use std::time::Duration as StdDuration;
 
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, InstanceType};
 use aws_sdk_ssm::operation::get_automation_execution::GetAutomationExecutionOutput;
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
 use aws_sdk_ssm::operation::start_automation_execution::StartAutomationExecutionOutput;
@@ -165,103 +166,21 @@ struct Host {
 
 /// An instance with a root and a data volume in its own VPC, subnet and security group.
 async fn host(ec2: &aws_sdk_ec2::Client, tags: &[(&str, &str)]) -> Host {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.60.0.0/16")
-        .send()
+    let mut all = vec![("Team".to_owned(), "payments".to_owned())];
+    all.extend(tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let spec = HostSpec {
+        name: "web-1".into(),
+        tags: all,
+        data_volumes: 1,
+    };
+    let h = seed::host(ec2, &spec)
         .await
-        .unwrap_or_else(|e| panic!("CreateVpc: {e}"));
-    let vpc = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .unwrap_or_default()
-        .to_owned();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block("10.60.1.0/24")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateSubnet: {e}"));
-    let subnet = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap_or_default()
-        .to_owned();
-    let group = ec2
-        .create_security_group()
-        .group_name(format!("web-{vpc}"))
-        .description("web tier")
-        .vpc_id(&vpc)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateSecurityGroup: {e}"));
-    let group = group.group_id().unwrap_or_default().to_owned();
-    let mut spec = TagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .tags(Tag::builder().key("Name").value("web-1").build())
-        .tags(Tag::builder().key("Team").value("payments").build());
-    for (k, v) in tags {
-        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
-    }
-    let run = ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(&subnet)
-        .security_group_ids(&group)
-        .tag_specifications(spec.build())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("RunInstances: {e}"));
-    let id = run
-        .instances()
-        .first()
-        .and_then(|i| i.instance_id())
-        .unwrap_or_default()
-        .to_owned();
-    // A data volume beside the root one, attached as an operator would.
-    let zone = run
-        .instances()
-        .first()
-        .and_then(|i| i.placement())
-        .and_then(|p| p.availability_zone())
-        .unwrap_or("us-east-1a")
-        .to_owned();
-    let data = ec2
-        .create_volume()
-        .availability_zone(&zone)
-        .size(8)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateVolume: {e}"));
-    ec2.attach_volume()
-        .device("/dev/sdf")
-        .instance_id(&id)
-        .volume_id(data.volume_id().unwrap_or_default())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("AttachVolume: {e}"));
-    let described = ec2
-        .describe_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("DescribeInstances: {e}"));
-    let volumes = described
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .flat_map(|i| i.block_device_mappings())
-        .filter_map(|m| m.ebs().and_then(|e| e.volume_id()).map(str::to_owned))
-        .collect();
+        .unwrap_or_else(|e| panic!("seeding an instance: {e}"));
     Host {
-        id,
-        vpc,
-        group,
-        volumes,
+        id: h.id,
+        vpc: h.vpc,
+        group: h.group,
+        volumes: h.volumes,
     }
 }
 
@@ -785,7 +704,7 @@ async fn approve_mode_asks_first_and_runs_the_held_steps_once_approved() {
     assert!(
         asked[0]["detail"]["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("firebreak approve"))
+            .is_some_and(|r| r.contains("firebreak incidents approve"))
     );
 
     let approved = stage

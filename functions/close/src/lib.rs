@@ -15,7 +15,7 @@
 //!   incidents whose playbook sets `close.auto_resolve_after` and whose last signal is older
 //!   than that, and finishes the tail of resolved incidents whose tail was cut short.
 //!
-//! [`Close::resolve`] is the resolution itself, callable in-process (`firebreak resolve`): it
+//! [`Close::resolve`] is the resolution itself, callable in-process (`firebreak incidents resolve`): it
 //! resolves the record (MTTD, MTTA, MTTR, the retention TTL), writes the post-incident report
 //! into it and, in one transaction, releases the dedupe key and the resource links. The
 //! invocation that made the transition writes the EMF metrics line ([`emf`]); duplicates never

@@ -101,7 +101,7 @@ pub fn render(incident: &Incident, kind: Kind, reason: Option<&str>, route: &str
     }
     if kind == Kind::ApprovalRequested {
         text.push_str(&format!(
-            "\nTo approve: firebreak approve {}\n",
+            "\nTo approve: firebreak incidents approve {}\n",
             incident.id
         ));
     }
@@ -471,7 +471,8 @@ mod tests {
         let i = incident(&s[0]);
         let m = render(&i, Kind::ApprovalRequested, None, "page");
         assert!(
-            m.text.contains(&format!("firebreak approve {}", i.id)),
+            m.text
+                .contains(&format!("firebreak incidents approve {}", i.id)),
             "{}",
             m.text
         );

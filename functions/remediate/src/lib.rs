@@ -77,7 +77,7 @@ pub enum StepOutcome {
     Planned,
     /// Recorded, never executed: the playbook or the global switch says dry-run.
     DryRun,
-    /// Waits for `firebreak approve` (mode `approve`).
+    /// Waits for `firebreak incidents approve` (mode `approve`).
     NeedsApproval,
     /// Not run, for the reason given.
     Skipped(String),

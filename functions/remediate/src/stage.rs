@@ -656,7 +656,7 @@ impl Remediate {
             .map(|s| s.action.name.to_owned())
             .collect();
         let reason = format!(
-            "{} wait(s) for approval: {}. Approve with `firebreak approve {}`.",
+            "{} wait(s) for approval: {}. Approve with `firebreak incidents approve {}`.",
             held.len(),
             held.join(", "),
             run.id
