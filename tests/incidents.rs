@@ -391,18 +391,9 @@ async fn instance(ec2: &aws_sdk_ec2::Client) -> String {
 }
 
 async fn tags_of(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<(String, String)> {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
+    seed::tags_of(ec2, id)
         .await
-        .unwrap_or_else(|e| panic!("DescribeInstances: {e}"));
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .flat_map(|i| i.tags())
-        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-        .collect()
+        .unwrap_or_else(|e| panic!("DescribeInstances: {e}"))
 }
 
 /// `Incident Enriched` about `incident`, as EventBridge delivers it to the remediate function.

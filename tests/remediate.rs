@@ -200,18 +200,9 @@ async fn groups_of(ec2: &aws_sdk_ec2::Client, instance: &str) -> Vec<String> {
 }
 
 async fn tags_of(ec2: &aws_sdk_ec2::Client, instance: &str) -> Vec<(String, String)> {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(instance)
-        .send()
+    seed::tags_of(ec2, instance)
         .await
-        .unwrap_or_else(|e| panic!("DescribeInstances: {e}"));
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .flat_map(|i| i.tags())
-        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-        .collect()
+        .unwrap_or_else(|e| panic!("DescribeInstances: {e}"))
 }
 
 /// The snapshots tagged with `incident`, as (snapshot, volume).

@@ -164,6 +164,26 @@ pub async fn groups_of(ec2: &aws_sdk_ec2::Client, instance: &str) -> Result<Vec<
         .collect())
 }
 
+/// The tags on `instance` now, as (key, value).
+pub async fn tags_of(
+    ec2: &aws_sdk_ec2::Client,
+    instance: &str,
+) -> Result<Vec<(String, String)>, AwsError> {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .map_err(aws("DescribeInstances"))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.tags())
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect())
+}
+
 /// The snapshots Firebreak took of `volumes` for `incident` (by their `firebreak:incident`
 /// tag).
 pub async fn snapshots_for(
